@@ -1,0 +1,42 @@
+# The course's commands. `make lab` to learn, `make test` to test everything.
+# Both create .venv (a virtual environment inside the project) when it is
+# missing and re-install when pyproject.toml changes.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+NB     ?=
+
+# Strict nbval: every solution notebook must reproduce its stored outputs,
+# on the kernel of this environment, with the sanitize file for noise.
+NBVAL  := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
+
+.PHONY: install lab test notebooks execute check clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP)  ## create or update .venv
+
+lab: $(STAMP)  ## open the course in JupyterLab
+	$(VENV)/bin/jupyter lab notebooks/
+
+test: $(STAMP)  ## unit tests, checker tests, sync tests, and strict nbval on solutions/
+	$(PY) -m pytest $(NBVAL) tests solutions
+
+notebooks: $(STAMP)  ## regenerate notebooks/ from solutions/
+	$(PY) -m utils.build
+
+execute: $(STAMP)  ## re-execute solution notebooks (all, or NB=solutions/01_attention.ipynb), then regenerate
+	$(PY) -m utils.build --execute $(NB)
+
+check: $(STAMP)  ## self-check your notebook: make check NB=01
+	@test -n "$(NB)" || { echo "usage: make check NB=01   (or NB=notebooks/01_attention.ipynb)"; exit 2; }
+	$(PY) -m utils.check $(NB)
+
+clean:  ## remove caches (keeps .venv)
+	rm -rf .pytest_cache .selfcheck build *.egg-info
+	find . -name __pycache__ -not -path "./$(VENV)/*" -prune -exec rm -rf {} +
