@@ -61,10 +61,11 @@ def fail(label: str, problem: str, expected: str | None = None, got: str | None 
          hint: str | None = None) -> None:
     """Raise the AssertionError every checker raises, in one format."""
     lines = [f"{label}: {problem}"]
+    # A multi-line value (a grid) starts on its own line, after no trailing space.
     if expected is not None:
-        lines.append(f"  expected: {expected}")
+        lines.append("  expected:" + ("" if expected.startswith("\n") else " ") + expected)
     if got is not None:
-        lines.append(f"  got:      {got}")
+        lines.append("  got:" + ("" if got.startswith("\n") else "      ") + got)
     if hint:
         lines.append(f"Hint: {hint}")
     raise AssertionError("\n".join(lines))
