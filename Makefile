@@ -7,6 +7,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 NB     ?=
+# Jupyter refuses to run as root (usual inside Docker) unless told it may.
+LAB_FLAGS := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root,)
 
 # Strict nbval: every solution notebook must reproduce its stored outputs,
 # on the kernel of this environment, with the sanitize file for noise.
@@ -21,8 +23,8 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)  ## create or update .venv
 
-lab: $(STAMP)  ## open the course in JupyterLab
-	$(VENV)/bin/jupyter lab notebooks/
+lab: $(STAMP)  ## open the course in JupyterLab (the project folder, with notebook 01 open)
+	$(VENV)/bin/jupyter lab $(LAB_FLAGS) notebooks/01_attention.ipynb
 
 test: $(STAMP)  ## unit tests, checker tests, sync tests, and strict nbval on solutions/
 	$(PY) -m pytest $(NBVAL) tests solutions
