@@ -86,6 +86,24 @@ def test_exercise_name_is_the_innermost_enclosing_function():
     assert "### BEGIN SOLUTION" not in "\n".join(lines)
 
 
+def test_exercise_name_with_a_multi_line_signature_and_a_magic_cell():
+    source = (
+        "def attention(\n"
+        "    q, k, v, mask=None\n"
+        ") -> tuple:\n"
+        '    """Docstring."""\n'
+        "    ### BEGIN SOLUTION\n"
+        "    return q, k\n"
+        "    ### END SOLUTION\n"
+    )
+    lines = source_lines(build.make_student(notebook(code(source))).cells[0])
+    assert "    " + RAISE_LINE.format("attention") in lines
+    # Not plain Python (an IPython magic): the indentation walk still finds the name.
+    magic = "%matplotlib inline\ndef f(x):\n    ### BEGIN SOLUTION\n    return x\n    ### END SOLUTION\n"
+    lines = source_lines(build.make_student(notebook(code(magic))).cells[0])
+    assert "    " + RAISE_LINE.format("f") in lines
+
+
 def test_top_level_region_has_no_name_and_two_regions_in_one_cell():
     source = (
         "### BEGIN SOLUTION\n"

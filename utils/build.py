@@ -48,6 +48,7 @@ notebooks out of date or a solution fails to execute, 2 for bad input
 from __future__ import annotations
 
 import argparse
+import ast
 import copy
 import json
 import os
@@ -226,10 +227,35 @@ def normalise(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
 # ---------------------------------------------------------------- solution -> student
 
 
+def _exercise_name_from_ast(source: str, line: int) -> str | None:
+    """Name of the innermost def/class whose body holds ``line`` (from 1), from the syntax tree.
+
+    Handles multi-line signatures. Nested classes give ``Outer.Inner.method``;
+    a def inside a def is named by the inner one alone. Raises SyntaxError
+    when the cell is not plain Python (an IPython magic, say).
+    """
+    names: list[str] = []
+    inside_def = False
+    nodes = ast.parse(source).body
+    while True:
+        node = next((n for n in nodes
+                     if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+                     and n.lineno < line <= n.end_lineno), None)
+        if node is None:
+            return ".".join(names) or None
+        if inside_def:
+            names = []
+        names.append(node.name)
+        inside_def = not isinstance(node, ast.ClassDef)
+        nodes = [child for stmt in node.body for child in ast.walk(stmt)
+                 if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+
+
 def _exercise_name(lines_above: list[str], indent: int) -> str | None:
     """Name of the innermost def/class enclosing a marker, or None.
 
-    Walk up from the marker: the first code line indented less than the
+    Used when the cell cannot be parsed as Python (``_exercise_name_from_ast``
+    is tried first). Walk up from the marker: the first code line indented less than the
     current level is the header of the enclosing block. The innermost def or
     class among those headers names the exercise, prefixed by the classes
     that directly enclose it (``Class.method``).
@@ -293,7 +319,10 @@ def strip_solutions(source: str, where: str = "cell") -> str:
                     f"{open_at}; solution regions cannot nest"
                 )
             open_at = number
-            name = _exercise_name(lines[: number - 1], len(marker["indent"]))
+            try:
+                name = _exercise_name_from_ast(source, number)
+            except SyntaxError:
+                name = _exercise_name(lines[: number - 1], len(marker["indent"]))
             out.extend(_placeholder(marker["indent"], name))
         else:
             if open_at is None:
