@@ -7,8 +7,11 @@ Use it in the cell right after the exercise::
 It prints one line when your code is right, and raises ``AssertionError``
 saying what was expected, what came back and, when it recognises a common
 mistake, what to look at.
+
+There is one module per notebook (``attention`` for notebook 01, ...); every
+name in a module's ``__all__`` is importable from ``utils.checks``.
 """
 
-from utils.checks.attention import check_causal_mask, check_scaled_dot_product_attention, check_softmax
+from utils._registry import export_all
 
-__all__ = ["check_softmax", "check_scaled_dot_product_attention", "check_causal_mask"]
+__all__ = export_all(__name__, __path__, globals())

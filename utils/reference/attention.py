@@ -6,6 +6,8 @@ import math
 
 import torch
 
+__all__ = ["softmax", "scaled_dot_product_attention", "causal_mask"]
+
 
 def softmax(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
     """Numerically stable softmax along ``dim``."""
