@@ -55,16 +55,26 @@ def get_device() -> torch.device:
     return torch.device("cpu")
 
 
-def setup_notebook(seed: int = 0) -> torch.device:
-    """Seed everything, fix print precision and plot style; return the device.
+def setup_notebook(seed: int = 0, threads: int = 1) -> torch.device:
+    """Seed everything, fix CPU threads, print precision and plot style; return the device.
 
-    Printing at a fixed precision (and suppressing scientific notation for
-    tiny values) keeps notebook outputs stable from run to run, which is what
-    lets nbval compare them in CI.
+    Everything here keeps a notebook's outputs identical from run to run and
+    machine to machine, which is what lets nbval compare them in CI:
+
+    - ``threads``: PyTorch's CPU threads. A sum split over a different number
+      of threads can round differently in the last bits, and training
+      amplifies that, so the number is fixed rather than "all cores". The
+      course's models are small enough that one thread is about as fast.
+      Raise it for your own larger experiments.
+    - printing at a fixed precision, without scientific notation for tiny
+      values.
     """
     import matplotlib.pyplot as plt
 
+    if not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads must be a positive int, got {threads!r}")
     set_seed(seed)
+    torch.set_num_threads(threads)
     torch.set_printoptions(precision=4, sci_mode=False)
     np.set_printoptions(precision=4, suppress=True)
     plt.rcParams.update(
@@ -77,5 +87,5 @@ def setup_notebook(seed: int = 0) -> torch.device:
         }
     )
     device = get_device()
-    print(f"torch {torch.__version__} | device: {device} | seed: {seed}")
+    print(f"torch {torch.__version__} | device: {device} | seed: {seed} | CPU threads: {threads}")
     return device
