@@ -13,6 +13,8 @@ import torch
 
 from utils import checks, reference
 
+from checker_harness import checker_tests
+
 # ----------------------------------------------------------------- softmax
 
 
@@ -155,39 +157,21 @@ CAUSAL_MISTAKES = [
     (lambda n: torch.ones(n, n, dtype=torch.bool).tril().tolist(), "torch.Tensor"),  # a list
 ]
 
+REFERENCES = [
+    (checks.check_softmax, reference.softmax),
+    (checks.check_scaled_dot_product_attention, reference.scaled_dot_product_attention),
+    (checks.check_causal_mask, reference.causal_mask),
+]
+
 CASES = (
     [(checks.check_softmax, fn, hint) for fn, hint in SOFTMAX_MISTAKES]
     + [(checks.check_scaled_dot_product_attention, fn, hint) for fn, hint in ATTENTION_MISTAKES]
     + [(checks.check_causal_mask, fn, hint) for fn, hint in CAUSAL_MISTAKES]
 )
 
-
-@pytest.mark.parametrize(
-    "checker, solution",
-    [
-        (checks.check_softmax, reference.softmax),
-        (checks.check_scaled_dot_product_attention, reference.scaled_dot_product_attention),
-        (checks.check_causal_mask, reference.causal_mask),
-    ],
-    ids=lambda f: getattr(f, "__name__", ""),
-)
-def test_checker_accepts_reference(checker, solution, capsys):
-    checker(solution)
-    out = capsys.readouterr().out.strip().splitlines()
-    assert len(out) == 1 and "all checks passed" in out[0], out
-
-
-@pytest.mark.parametrize(
-    "checker, wrong, hint", CASES,
-    ids=[f"{c.__name__}-{getattr(w, '__name__', 'lambda')}-{i}" for i, (c, w, _) in enumerate(CASES)],
-)
-def test_checker_rejects_mistake_with_targeted_message(checker, wrong, hint):
-    with pytest.raises(AssertionError) as info:
-        checker(wrong)
-    message = str(info.value)
-    assert hint in message, f"expected the hint {hint!r} in:\n{message}"
-    # The message is for a person: it says what was expected or what went wrong, briefly.
-    assert len(message.splitlines()) < 20
+(test_checker_accepts_reference,
+ test_checker_rejects_mistake_with_targeted_message,
+ test_every_checker_has_at_least_four_mistakes) = checker_tests(REFERENCES, CASES)
 
 
 def test_checkers_pass_through_not_implemented():

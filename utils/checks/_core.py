@@ -17,6 +17,11 @@ import torch
 _SHOW = 6
 
 
+def rng(seed: int = 0) -> torch.Generator:
+    """A private random generator: checking must not change the notebook's random stream."""
+    return torch.Generator().manual_seed(seed)
+
+
 def passed(name: str, detail: str) -> None:
     """The one line a checker prints when everything holds."""
     print(f"✔ {name}: all checks passed ({detail}).")

@@ -21,14 +21,11 @@ from utils.checks._core import (
     expect_tensor,
     fail,
     passed,
+    rng,
 )
 
 __all__ = ["check_softmax", "check_scaled_dot_product_attention", "check_causal_mask"]
 
-
-def _rng(seed: int = 0) -> torch.Generator:
-    # A private generator: checking must not change the notebook's random stream.
-    return torch.Generator().manual_seed(seed)
 
 
 # ---------------------------------------------------------------- softmax
@@ -62,7 +59,7 @@ def _softmax_mistakes(x: torch.Tensor, dim: int) -> dict:
 
 def check_softmax(softmax) -> None:
     """Check ``softmax(x, dim=-1)`` against ``torch.softmax``."""
-    g = _rng(0)
+    g = rng(0)
     cases = [
         ("random logits, shape (2, 3, 5), dim=-1", torch.randn(2, 3, 5, generator=g, dtype=torch.float64) * 3, -1),
         ("random logits, shape (4, 3, 5), dim=0", torch.randn(4, 3, 5, generator=g, dtype=torch.float64), 0),
@@ -141,7 +138,7 @@ def _attention_mistakes(q, k, v, mask) -> tuple[dict, dict]:
 def check_scaled_dot_product_attention(scaled_dot_product_attention) -> None:
     """Check ``scaled_dot_product_attention(q, k, v, mask=None) -> (output, weights)``
     against ``torch.nn.functional.scaled_dot_product_attention``."""
-    g = _rng(1)
+    g = rng(1)
 
     def randn(*shape):
         return torch.randn(*shape, generator=g, dtype=torch.float64)

@@ -1,0 +1,50 @@
+"""The tests every checker gets, written once.
+
+Each tests/test_checks_<module>.py lists its checkers with their reference
+implementations, and its plausible wrong implementations with the hint each
+must trigger, then binds the tests made here at module level::
+
+    (test_checker_accepts_reference,
+     test_checker_rejects_mistake_with_targeted_message,
+     test_every_checker_has_at_least_four_mistakes) = checker_tests(REFERENCES, CASES)
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+
+def _name(x) -> str:
+    return getattr(x, "__name__", "lambda")
+
+
+def checker_tests(references, cases):
+    """references: [(checker, reference)]; cases: [(checker, wrong, hint fragment)]."""
+
+    @pytest.mark.parametrize("checker, solution", references, ids=[_name(c) for c, _ in references])
+    def test_checker_accepts_reference(checker, solution, capsys):
+        checker(solution)
+        out = capsys.readouterr().out.strip().splitlines()
+        assert len(out) == 1 and "all checks passed" in out[0], out
+
+    @pytest.mark.parametrize(
+        "checker, wrong, hint", cases,
+        ids=[f"{_name(c)}-{_name(w)}-{i}" for i, (c, w, _) in enumerate(cases)],
+    )
+    def test_checker_rejects_mistake_with_targeted_message(checker, wrong, hint):
+        with pytest.raises(AssertionError) as info:
+            checker(wrong)
+        message = str(info.value)
+        assert hint in message, f"expected the hint {hint!r} in:\n{message}"
+        # The message is for a person: what was expected or what went wrong, briefly.
+        assert len(message.splitlines()) < 20
+
+    def test_every_checker_has_at_least_four_mistakes():
+        counts = Counter(_name(c) for c, _, _ in cases)
+        too_few = {_name(c): counts[_name(c)] for c, _ in references if counts[_name(c)] < 4}
+        assert not too_few, f"checkers tested against fewer than four wrong implementations: {too_few}"
+
+    return (test_checker_accepts_reference, test_checker_rejects_mistake_with_targeted_message,
+            test_every_checker_has_at_least_four_mistakes)
