@@ -14,19 +14,22 @@ import numpy as np
 import seaborn as sns
 import torch
 
-__all__ = ["heatmap", "plot_attention"]
+__all__ = ["heatmap", "plot_attention", "plot_attention_heads"]
 
 
-def _as_matrix(x) -> np.ndarray:
+def _as_array(x, ndim: int, expected: str, hint: str) -> np.ndarray:
+    """A float64 NumPy copy of a tensor or array, or a ValueError naming the shape wanted."""
     if isinstance(x, torch.Tensor):
         x = x.detach().to("cpu", torch.float64).numpy()
     x = np.asarray(x, dtype=np.float64)
-    if x.ndim != 2:
-        raise ValueError(
-            f"expected a 2-D matrix, got shape {x.shape}; select one example and one head "
-            "first, for example weights[0] or weights[0, head]"
-        )
+    if x.ndim != ndim:
+        raise ValueError(f"expected {expected}, got shape {x.shape}; {hint}")
     return x
+
+
+def _as_matrix(x) -> np.ndarray:
+    return _as_array(x, 2, "a 2-D matrix",
+                     "select one example and one head first, for example weights[0] or weights[0, head]")
 
 
 def _check_labels(labels, n: int, axis: str) -> list[str] | None:
@@ -125,3 +128,53 @@ def plot_attention(
         vmax=1.0,
         ax=ax,
     )
+
+
+def plot_attention_heads(
+    weights,
+    tokens: Sequence | None = None,
+    *,
+    title: str,
+    ncols: int = 4,
+    keys: Sequence | None = None,
+    head_titles: Sequence[str] | None = None,
+    annotate: bool = False,
+    panel_width: float | None = None,
+) -> np.ndarray:
+    """A grid of attention heatmaps, one panel per head, each with its colorbar.
+
+    ``weights`` is (heads, seq_q, seq_k): select one example first, for
+    example ``weights[0]`` of a (batch, heads, seq_q, seq_k) tensor.
+    ``tokens`` label the queries (and the keys, unless ``keys`` is given).
+    Panels are titled "head 0", "head 1", ... unless ``head_titles`` says
+    otherwise; ``title`` goes above the whole grid. The figure is at most
+    11 inches wide. Returns the 2-D array of axes (unused panels hidden).
+    """
+    weights = _as_array(weights, 3, "weights of shape (heads, seq_q, seq_k)",
+                        "for a batch of shape (batch, heads, seq_q, seq_k) select one example, e.g. weights[0]")
+    n_heads = weights.shape[0]
+    if head_titles is None:
+        head_titles = [f"head {h}" for h in range(n_heads)]
+    head_titles = [str(t) for t in head_titles]
+    if len(head_titles) != n_heads:
+        raise ValueError(f"{len(head_titles)} head titles for {n_heads} heads")
+    if ncols < 1:
+        raise ValueError(f"ncols must be at least 1, got {ncols}")
+    ncols = min(ncols, n_heads)
+    nrows = -(-n_heads // ncols)  # ceiling division
+    if panel_width is None:
+        panel_width = min(4.0, 11.0 / ncols)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(panel_width * ncols, 0.85 * panel_width * nrows + 0.6), squeeze=False
+    )
+    for h, ax in enumerate(axes.flat):
+        if h >= n_heads:
+            ax.set_visible(False)
+            continue
+        plot_attention(weights[h], tokens, keys, title=head_titles[h], annotate=annotate, ax=ax)
+        key_labels = keys if keys is not None else tokens
+        if key_labels is not None and max(len(str(t)) for t in key_labels) > 1:
+            ax.tick_params(axis="x", labelrotation=90)  # word labels would overlap in small panels
+    fig.suptitle(title)
+    fig.tight_layout()
+    return axes
