@@ -30,11 +30,16 @@ def merge_heads(x: torch.Tensor) -> torch.Tensor:
 
 
 class MultiHeadAttention(nn.Module):
-    """Multi-head self-attention with learned Q, K, V and output projections.
+    """Multi-head attention with learned Q, K, V and output projections.
 
-    forward(x, mask=None): x (batch, seq, d_model); mask a bool tensor
-    broadcastable to (batch, n_heads, seq, seq), True = may attend.
-    Returns output (batch, seq, d_model) and weights (batch, n_heads, seq, seq).
+    forward(x, mask=None, context=None): x (batch, seq, d_model); mask a bool
+    tensor broadcastable to (batch, n_heads, seq, seq_k), True = may attend.
+    Returns output (batch, seq, d_model) and weights (batch, n_heads, seq, seq_k).
+
+    Without ``context`` this is self-attention (seq_k = seq), as built in
+    notebook 02. With ``context`` of shape (batch, seq_k, d_model) it is
+    cross-attention (notebook 06): queries come from x, keys and values from
+    context, such as the encoder's output.
     """
 
     def __init__(self, d_model: int, n_heads: int, bias: bool = True):
@@ -48,10 +53,12 @@ class MultiHeadAttention(nn.Module):
         self.v_proj = nn.Linear(d_model, d_model, bias=bias)
         self.out_proj = nn.Linear(d_model, d_model, bias=bias)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None):
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None,
+                context: torch.Tensor | None = None):
+        kv = x if context is None else context  # where keys and values come from
         q = split_heads(self.q_proj(x), self.n_heads)  # (batch, heads, seq, d_head)
-        k = split_heads(self.k_proj(x), self.n_heads)
-        v = split_heads(self.v_proj(x), self.n_heads)
+        k = split_heads(self.k_proj(kv), self.n_heads)  # (batch, heads, seq_k, d_head)
+        v = split_heads(self.v_proj(kv), self.n_heads)
         out, weights = scaled_dot_product_attention(q, k, v, mask)  # scaled by sqrt(d_head)
         out = merge_heads(out)  # (batch, seq, d_model): the heads side by side
-        return self.out_proj(out), weights  # (batch, seq, d_model), (batch, heads, seq, seq)
+        return self.out_proj(out), weights  # (batch, seq, d_model), (batch, heads, seq, seq_k)
