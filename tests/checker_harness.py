@@ -6,18 +6,48 @@ must trigger, then binds the tests made here at module level::
 
     (test_checker_accepts_reference,
      test_checker_rejects_mistake_with_targeted_message,
-     test_every_checker_has_at_least_four_mistakes) = checker_tests(REFERENCES, CASES)
+     test_every_checker_has_at_least_four_mistakes,
+     test_checker_passes_not_implemented_through,
+     test_checker_leaves_the_global_random_stream_alone) = checker_tests(REFERENCES, CASES)
 """
 
 from __future__ import annotations
 
+import inspect
 from collections import Counter
 
 import pytest
+import torch
+import torch.nn as nn
 
 
 def _name(x) -> str:
     return getattr(x, "__name__", "lambda")
+
+
+def _unfinished(solution) -> list:
+    """Versions of an exercise a learner has not finished: each raises NotImplementedError.
+
+    A function: one that raises. A class: one whose ``__init__`` raises, and,
+    for each public method the solution defines (forward, encode, decode...),
+    a subclass whose method raises while the rest works.
+    """
+    def not_done(*args, **kwargs):
+        raise NotImplementedError("Exercise: replace this line with your code.")
+
+    if not inspect.isclass(solution):
+        return [not_done]
+
+    class InitNotDone(nn.Module):
+        def __init__(self, *args, **kwargs):
+            super().__init__()
+            not_done()
+
+    versions = [InitNotDone]
+    for name, member in vars(solution).items():
+        if inspect.isfunction(member) and not name.startswith("_"):
+            versions.append(type(f"{name}_not_done", (solution,), {name: not_done}))
+    return versions
 
 
 def checker_tests(references, cases):
@@ -46,5 +76,21 @@ def checker_tests(references, cases):
         too_few = {_name(c): counts[_name(c)] for c, _ in references if counts[_name(c)] < 4}
         assert not too_few, f"checkers tested against fewer than four wrong implementations: {too_few}"
 
+    @pytest.mark.parametrize("checker, solution", references, ids=[_name(c) for c, _ in references])
+    def test_checker_passes_not_implemented_through(checker, solution):
+        # The self-check reports an exercise still raising NotImplementedError as "not attempted".
+        for unfinished in _unfinished(solution):
+            with pytest.raises(NotImplementedError):
+                checker(unfinished)
+
+    @pytest.mark.parametrize("checker, solution", references, ids=[_name(c) for c, _ in references])
+    def test_checker_leaves_the_global_random_stream_alone(checker, solution, capsys):
+        torch.manual_seed(123)
+        expected = torch.rand(3)
+        torch.manual_seed(123)
+        checker(solution)
+        assert torch.equal(torch.rand(3), expected), "the checker changed the notebook's random stream"
+
     return (test_checker_accepts_reference, test_checker_rejects_mistake_with_targeted_message,
-            test_every_checker_has_at_least_four_mistakes)
+            test_every_checker_has_at_least_four_mistakes, test_checker_passes_not_implemented_through,
+            test_checker_leaves_the_global_random_stream_alone)

@@ -373,34 +373,9 @@ REFERENCES = [
 
 (test_checker_accepts_reference,
  test_checker_rejects_mistake_with_targeted_message,
- test_every_checker_has_at_least_four_mistakes) = checker_tests(REFERENCES, CASES)
-
-
-def test_checkers_pass_through_not_implemented():
-    class NotDone(nn.Module):  # the exercise's __init__ still raises
-        def __init__(self, *args, **kwargs):
-            super().__init__()
-            raise NotImplementedError("Exercise: replace this line with your code.")
-
-    for checker, solution in REFERENCES:
-        with pytest.raises(NotImplementedError):
-            checker(NotDone)
-
-        class ForwardNotDone(solution):  # __init__ written, forward not yet
-            def forward(self, x):
-                raise NotImplementedError("Exercise: replace this line with your code.")
-
-        with pytest.raises(NotImplementedError):
-            checker(ForwardNotDone)
-
-
-@pytest.mark.parametrize("checker, solution", REFERENCES, ids=lambda f: getattr(f, "__name__", ""))
-def test_checkers_do_not_disturb_the_global_random_stream(checker, solution):
-    torch.manual_seed(123)
-    expected = torch.rand(3)
-    torch.manual_seed(123)
-    checker(solution)
-    assert torch.equal(torch.rand(3), expected)
+ test_every_checker_has_at_least_four_mistakes,
+ test_checker_passes_not_implemented_through,
+ test_checker_leaves_the_global_random_stream_alone) = checker_tests(REFERENCES, CASES)
 
 
 def test_reference_weights_copy_to_and_from_pytorch_modules():

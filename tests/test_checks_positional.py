@@ -369,36 +369,9 @@ CASES = [(checker, wrong, hint) for checker, _, mistakes in CHECKERS for wrong, 
 
 (test_checker_accepts_reference,
  test_checker_rejects_mistake_with_targeted_message,
- test_every_checker_has_at_least_four_mistakes) = checker_tests(REFERENCES, CASES)
-
-
-def test_checkers_pass_through_not_implemented():
-    def not_done(*args, **kwargs):
-        raise NotImplementedError("Exercise: replace this line with your code.")
-
-    class NotDone(nn.Module):
-        def __init__(self, max_len, d_model):
-            super().__init__()
-            raise NotImplementedError("Exercise LearnedPositionalEmbedding.__init__")
-
-    class ForwardNotDone(_Learned):
-        def forward(self, x):
-            raise NotImplementedError("Exercise LearnedPositionalEmbedding.forward")
-
-    for checker, _, _ in CHECKERS:
-        with pytest.raises(NotImplementedError):
-            checker(NotDone if checker is checks.check_LearnedPositionalEmbedding else not_done)
-    with pytest.raises(NotImplementedError):
-        checks.check_LearnedPositionalEmbedding(ForwardNotDone)
-
-
-def test_checkers_do_not_disturb_the_global_random_stream():
-    torch.manual_seed(123)
-    expected = torch.rand(3)
-    torch.manual_seed(123)
-    for checker, solution, _ in CHECKERS:
-        checker(solution)
-    assert torch.equal(torch.rand(3), expected)
+ test_every_checker_has_at_least_four_mistakes,
+ test_checker_passes_not_implemented_through,
+ test_checker_leaves_the_global_random_stream_alone) = checker_tests(REFERENCES, CASES)
 
 
 # The hand-computed bucket table, stated here so a reader can verify it with a calculator.

@@ -62,6 +62,22 @@ def call(fn: Callable, label: str, *args, **kwargs):
         ) from None
 
 
+def build_module(cls, label: str, *args, **kwargs):
+    """Instantiate the learner's nn.Module class without touching the global random stream.
+
+    Building a module draws random initial weights; doing that inside
+    ``fork_rng`` leaves the notebook's own random numbers as they were.
+    """
+    import torch.nn as nn
+
+    with torch.random.fork_rng(devices=[]):
+        module = call(cls, label, *args, **kwargs)
+    if not isinstance(module, nn.Module):
+        fail(label, "should build an nn.Module.", got=describe(module),
+             hint="subclass nn.Module and call super().__init__() first.")
+    return module
+
+
 def fail(label: str, problem: str, expected: str | None = None, got: str | None = None,
          hint: str | None = None) -> None:
     """Raise the AssertionError every checker raises, in one format."""

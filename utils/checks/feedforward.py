@@ -18,6 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from utils.checks._core import (
+    build_module,
     call,
     describe,
     expect_close,
@@ -34,15 +35,6 @@ __all__ = ["check_FeedForward", "check_SwiGLU", "check_LayerNorm", "check_RMSNor
 F64 = torch.float64
 
 
-
-def _build(cls, label: str, *args, **kwargs) -> nn.Module:
-    """Instantiate the learner's module without touching the global RNG."""
-    with torch.random.fork_rng(devices=[]):
-        module = call(cls, label, *args, **kwargs)
-    if not isinstance(module, nn.Module):
-        fail(label, "should build an nn.Module.", got=describe(module),
-             hint="subclass nn.Module and call super().__init__() first.")
-    return module
 
 
 def _expect_state(module: nn.Module, expected: dict[str, tuple], label: str, hint: str) -> None:
@@ -173,7 +165,7 @@ def _check_norm(cls, name: str, torch_cls, default_eps: float, with_bias: bool) 
                   "so a state_dict copies both ways; keep eps a plain attribute.")
 
     label = f"{name}({d})"
-    module = _build(cls, label, d)
+    module = build_module(cls, label, d)
     _expect_state(module, keys, label, state_hint)
     params = dict(module.named_parameters())
     if set(params) != set(keys):
@@ -191,7 +183,7 @@ def _check_norm(cls, name: str, torch_cls, default_eps: float, with_bias: bool) 
         label = f"{name}(d_model={d}{'' if eps is None else f', eps={eps:g}'}) on {what}"
         kwargs = {} if eps is None else {"eps": eps}
         eps = default_eps if eps is None else eps
-        module = _build(cls, label, d, **kwargs)
+        module = build_module(cls, label, d, **kwargs)
         ref = torch_cls(d, eps=eps, dtype=F64)
         with torch.no_grad():  # random affine parameters, so forgetting them shows
             for p in ref.parameters():
@@ -206,7 +198,7 @@ def _check_norm(cls, name: str, torch_cls, default_eps: float, with_bias: bool) 
         expect_close(got, expected, label, atol=1e-10, rtol=1e-8, mistakes=mistakes)
 
     label = f"{name}({d}) on float32 input"
-    module = _build(cls, label, d)
+    module = build_module(cls, label, d)
     x32 = torch.randn(2, 3, d, generator=g)
     got = _run(module, x32, label)
     expect_dtype(got, torch.float32, label, hint="return the input's dtype; don't convert.")
@@ -285,7 +277,7 @@ def check_FeedForward(FeedForward) -> None:
     # Structure: names as in nn.TransformerEncoderLayer, d_ff = 4 * d_model by default.
     for d_ff in (None, 20):
         label = f"FeedForward({d})" if d_ff is None else f"FeedForward({d}, d_ff={d_ff})"
-        module = _build(FeedForward, label, d) if d_ff is None else _build(FeedForward, label, d, d_ff)
+        module = build_module(FeedForward, label, d) if d_ff is None else build_module(FeedForward, label, d, d_ff)
         want = 4 * d if d_ff is None else d_ff
         for attr, (n_in, n_out) in (("linear1", (d, want)), ("linear2", (want, d))):
             layer = getattr(module, attr, None)
@@ -318,7 +310,7 @@ def check_FeedForward(FeedForward) -> None:
         for what_x, shape in inputs:
             args = "" if act is None else (', activation=torch.tanh' if callable(act) else f', activation="{act}"')
             label = f"FeedForward({d}{args}) on {what_x}"
-            module = _build(FeedForward, label, d) if act is None else _build(FeedForward, label, d, activation=act)
+            module = build_module(FeedForward, label, d) if act is None else build_module(FeedForward, label, d, activation=act)
             state = _random_state(shapes, g)
             _load(module, state)  # left in training mode: the default dropout must be 0
             x = torch.randn(*shape, generator=g, dtype=F64) * 2
@@ -349,7 +341,7 @@ def check_FeedForward(FeedForward) -> None:
 
     # Dropout on the output (after linear2): in training each output is 0 or scaled by 1/(1-p).
     label = f"FeedForward({d}, dropout=0.5)"
-    module = _build(FeedForward, label, d, dropout=0.5)
+    module = build_module(FeedForward, label, d, dropout=0.5)
     state = _random_state(shapes, g)
     _load(module, state)
     x = torch.randn(4, 6, d, generator=g, dtype=F64)
@@ -391,7 +383,7 @@ def check_SwiGLU(SwiGLU) -> None:
     g = rng(43)
     d, d_ff = 8, 12
     label = f"SwiGLU({d}, {d_ff})"
-    module = _build(SwiGLU, label, d, d_ff)
+    module = build_module(SwiGLU, label, d, d_ff)
     for attr, (n_in, n_out) in (("w1", (d, d_ff)), ("w3", (d, d_ff)), ("w2", (d_ff, d))):
         layer = getattr(module, attr, None)
         if not isinstance(layer, nn.Linear):
@@ -412,7 +404,7 @@ def check_SwiGLU(SwiGLU) -> None:
              ("x of shape (3, 4, 8)", (3, 4, d))]
     for what, shape in cases:
         label = f"SwiGLU({d}, {d_ff}) on {what}"
-        module = _build(SwiGLU, label, d, d_ff)
+        module = build_module(SwiGLU, label, d, d_ff)
         state = _random_state(shapes, g)
         _load(module, state)
         x = torch.randn(*shape, generator=g, dtype=F64) * 2

@@ -20,6 +20,7 @@ import torch
 import torch.nn as nn
 
 from utils.checks._core import (
+    build_module,
     call,
     describe,
     expect_close,
@@ -295,10 +296,7 @@ def _mistake_outputs(x, w, n_heads, mask) -> tuple[dict, dict]:
 
 def _build(MultiHeadAttention, d_model, n_heads, bias, label):
     """Instantiate the learner's module (without touching the global RNG); check its layers."""
-    with torch.random.fork_rng(devices=[]):
-        mha = call(MultiHeadAttention, label + ": MultiHeadAttention(...)", d_model, n_heads, bias=bias)
-    if not isinstance(mha, nn.Module):
-        fail(label, "MultiHeadAttention(...) should be an nn.Module.", got=describe(mha))
+    mha = build_module(MultiHeadAttention, label + ": MultiHeadAttention(...)", d_model, n_heads, bias=bias)
     for name in ("q_proj", "k_proj", "v_proj", "out_proj"):
         layer = getattr(mha, name, None)
         if not isinstance(layer, nn.Linear):

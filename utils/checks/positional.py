@@ -22,6 +22,7 @@ import torch
 import torch.nn as nn
 
 from utils.checks._core import (
+    build_module,
     call,
     describe,
     expect_close,
@@ -131,10 +132,7 @@ def check_LearnedPositionalEmbedding(LearnedPositionalEmbedding) -> None:
     g = rng(2)
     max_len, d_model = 10, 6
     label = f"LearnedPositionalEmbedding(max_len={max_len}, d_model={d_model})"
-    with torch.random.fork_rng(devices=[]):  # its random init must not move the notebook's stream
-        module = call(LearnedPositionalEmbedding, label, max_len, d_model)
-    if not isinstance(module, nn.Module):
-        fail(label, "should be an nn.Module.", got=describe(module))
+    module = build_module(LearnedPositionalEmbedding, label, max_len, d_model)
     embedding = getattr(module, "embedding", None)
     if not isinstance(embedding, nn.Embedding):
         fail(label, "needs an attribute `self.embedding` that is an nn.Embedding.",
