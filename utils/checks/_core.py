@@ -92,6 +92,15 @@ def fail(label: str, problem: str, expected: str | None = None, got: str | None 
     raise AssertionError("\n".join(lines))
 
 
+def expect_unchanged(before: torch.Tensor, after: torch.Tensor, label: str, what: str = "its input",
+                     hint: str | None = None) -> None:
+    """Fail when the learner's code wrote into a tensor the caller passed in."""
+    if not torch.equal(before, after):
+        fail(label, f"changed {what} in place.",
+             hint=hint or "write x = x + ..., not x += ...: += writes into the caller's tensor, "
+                          "which the caller still needs.")
+
+
 def expect_tensor(got: object, label: str) -> torch.Tensor:
     if not isinstance(got, torch.Tensor):
         fail(label, "should return a torch.Tensor.", got=describe(got))

@@ -33,11 +33,13 @@ from utils.checks._core import (
     expect_close,
     expect_dtype,
     expect_shape,
+    expect_unchanged,
     fail,
     passed,
     rng,
 )
 from utils.checks._torch_layers import load_attention, load_layer_norm, load_linear, randomise
+from utils.checks.positional import _sinusoid_np
 
 __all__ = ["check_TransformerBlock", "check_TransformerEncoder"]
 
@@ -169,9 +171,7 @@ def _run(module, label: str, x, *args, **kwargs) -> torch.Tensor:
     before = x.clone()
     with torch.no_grad():
         out = _output(call(module, label, x, *args, **kwargs), label)
-    if not torch.equal(x, before):
-        fail(label, "changed its input in place.",
-             hint="write x = x + ..., not x += ...: `+=` writes into the caller's tensor.")
+    expect_unchanged(before, x, label)
     return out
 
 
@@ -260,11 +260,8 @@ def _check_block(TransformerBlock) -> None:
 
 
 def _sinusoidal(seq: int, d: int) -> torch.Tensor:
-    """PE[p, 2i] = sin(p / 10000^(2i/d)), PE[p, 2i+1] = cos(...), rounded to float32 as stored."""
-    pos = torch.arange(seq, dtype=F64)[:, None]
-    freq = torch.pow(10000.0, -torch.arange(0, d, 2, dtype=F64) / d)
-    pe = torch.stack([(pos * freq).sin(), (pos * freq).cos()], dim=-1).reshape(seq, d)  # interleaved
-    return pe.float().double()
+    """The paper's encoding (notebook 03's ground truth), rounded to float32 as the buffer stores it."""
+    return _sinusoid_np(seq, d).float().double()
 
 
 def _load_encoder(enc: nn.Module, theirs: nn.TransformerEncoder, emb: torch.Tensor, n_layers: int,

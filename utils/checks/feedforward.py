@@ -24,6 +24,7 @@ from utils.checks._core import (
     expect_close,
     expect_dtype,
     expect_tensor,
+    expect_unchanged,
     fail,
     passed,
     preview,
@@ -59,8 +60,7 @@ def _run(module: nn.Module, x: torch.Tensor, label: str) -> torch.Tensor:
     x_before = x.clone()
     with torch.no_grad():
         got = expect_tensor(call(module, label, x), label)
-    if not torch.equal(x, x_before):
-        fail(label, "changed its input x in place.", hint="build new tensors (y = x - mean), don't write into x.")
+    expect_unchanged(x_before, x, label, "its input x")
     return got
 
 

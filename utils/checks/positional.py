@@ -29,6 +29,7 @@ from utils.checks._core import (
     expect_dtype,
     expect_shape,
     expect_tensor,
+    expect_unchanged,
     fail,
     passed,
     rng,
@@ -42,12 +43,6 @@ __all__ = [
     "check_relative_position_bucket",
 ]
 
-
-
-def _expect_unchanged(before: torch.Tensor, after: torch.Tensor, label: str) -> None:
-    if not torch.equal(before, after):
-        fail(label, "changed its input in place.",
-             hint="build a new tensor (`x + pe`, not `x += pe`): the caller still needs its input.")
 
 
 # ------------------------------------------------------------- sinusoidal
@@ -152,7 +147,7 @@ def check_LearnedPositionalEmbedding(LearnedPositionalEmbedding) -> None:
         x_before = x.clone()
         what = f"{label} on x of shape {tuple(x.shape)}"
         got = _forward(module, x, what, max_len)
-        _expect_unchanged(x_before, x, what)
+        expect_unchanged(x_before, x, what)
         mistakes = {
             "you returned the position embeddings alone; add them to x (x + ...).": weight[:seq].expand_as(x),
             "you returned x unchanged: add the position vectors.": x,
@@ -263,7 +258,7 @@ def check_apply_rope(apply_rope) -> None:
     label = "apply_rope on x of shape (2, 3, 5, 8), positions 0..4"
     x_before = x.clone()
     got = expect_tensor(call(apply_rope, label, x, positions), label)
-    _expect_unchanged(x_before, x, label)
+    expect_unchanged(x_before, x, label)
     expect_shape(got, x.shape, label, hint="the output has the shape of x: (batch, heads, seq, d_head).")
     if not torch.allclose(got.norm(dim=-1), x.norm(dim=-1), atol=1e-6):
         fail(label, "changed the length of the vectors; a rotation keeps it.",
@@ -552,7 +547,7 @@ def check_relative_position_bucket(relative_position_bucket) -> None:
         rel_before = rel.clone()
         got = expect_tensor(call(relative_position_bucket, label, rel, bidirectional=bidirectional,
                                  num_buckets=num_buckets, max_distance=max_distance), label)
-        _expect_unchanged(rel_before, rel, label)
+        expect_unchanged(rel_before, rel, label)
         expect_shape(got, rel.shape, label)
         _expect_buckets(got, rel, bidirectional, num_buckets, max_distance, label)
     passed("relative_position_bucket",
