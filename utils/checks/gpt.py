@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 
 import torch
 import torch.nn as nn
@@ -277,8 +278,10 @@ def _hf_gpt2(c: GPTConfig, seed: int):
     """A tiny GPT2LMHeadModel with random weights, built in memory (nothing is downloaded)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
-        import transformers
-        from transformers import GPT2Config, GPT2LMHeadModel
+        with warnings.catch_warnings():   # its tqdm import warns about ipywidgets in a notebook
+            warnings.simplefilter("ignore")
+            import transformers
+            from transformers import GPT2Config, GPT2LMHeadModel
     except ImportError:  # pragma: no cover - transformers is a course dependency
         raise AssertionError("check_GPT needs Hugging Face transformers: run `make install` "
                              "(or pip install transformers) and restart the kernel.") from None
