@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import tempfile
@@ -29,6 +28,7 @@ import torch
 
 from utils.data import CharTokenizer, get_batch, load_shakespeare, train_val_split
 from utils.reference.gpt import GPT, GPTConfig
+from utils.reference.training import lr_at  # notebook 08's exercise: linear warm-up, then cosine
 
 __all__ = ["TrainConfig", "COURSE_MODEL", "COURSE_TRAIN", "lr_at", "configure_optimizer", "fixed_batches",
            "estimate_loss", "train", "save_checkpoint", "load_checkpoint", "CHECKPOINT_DIR"]
@@ -60,16 +60,6 @@ class TrainConfig:
 COURSE_MODEL = GPTConfig(vocab_size=83, block_size=64, n_layer=4, n_head=4, n_embd=64, dropout=0.0, bias=False)
 COURSE_TRAIN = TrainConfig()
 CHECKPOINT_ITERS = 10_000          # the committed checkpoint: the same recipe, trained 5x longer
-
-
-def lr_at(step: int, warmup: int, total: int, max_lr: float, min_lr: float) -> float:
-    """Linear warm-up from 0 to max_lr over `warmup` steps, then cosine decay to min_lr at `total`."""
-    if step < warmup:
-        return max_lr * (step + 1) / warmup
-    if step >= total:
-        return min_lr
-    progress = (step - warmup) / max(1, total - warmup)          # 0 -> 1
-    return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (max_lr - min_lr)
 
 
 def configure_optimizer(model: torch.nn.Module, lr: float, weight_decay: float,
