@@ -8,13 +8,16 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 NB     ?=
 # Jupyter refuses to run as root (usual inside Docker) unless told it may.
-LAB_FLAGS := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root,)
+IS_ROOT   := $(filter 0,$(shell id -u 2>/dev/null))
+LAB_FLAGS := $(if $(IS_ROOT),--allow-root,)
+SUDO      := $(if $(IS_ROOT),,sudo)
+BROWSER_STAMP := $(VENV)/.installed-browser
 
 # Strict nbval: every solution notebook must reproduce its stored outputs,
 # on the kernel of this environment, with the sanitize file for noise.
 NBVAL  := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 
-.PHONY: install lab test notebooks execute check data checkpoint benchmark clean
+.PHONY: install lab test test-browser notebooks execute check data checkpoint benchmark clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +31,19 @@ lab: $(STAMP)  ## open the course in JupyterLab (the project folder, with notebo
 
 test: $(STAMP)  ## unit tests, checker tests, sync tests, and strict nbval on solutions/
 	$(PY) -m pytest $(NBVAL) tests solutions
+
+$(BROWSER_STAMP): $(STAMP)
+	$(PY) -m pip install --disable-pip-version-check -e ".[dev,browser]"
+	@touch $(BROWSER_STAMP)
+
+# The system's Chromium: Debian's package, installed when missing (CHROMIUM=/path/to/chrome to use another).
+test-browser: $(BROWSER_STAMP)  ## every notebook in JupyterLab in headless Chromium; screenshots in screenshots/
+	@if [ -z "$$CHROMIUM" ] && ! command -v chromium >/dev/null; then \
+	  command -v apt-get >/dev/null || { echo "no chromium: install Chromium, or set CHROMIUM=/path/to/chrome"; exit 1; }; \
+	  echo "installing Debian's chromium"; \
+	  $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium; \
+	fi
+	$(PY) -m pytest tests_browser
 
 notebooks: $(STAMP)  ## regenerate notebooks/ from solutions/
 	$(PY) -m utils.build

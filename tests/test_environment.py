@@ -62,9 +62,9 @@ def test_torch_is_pinned_to_the_cpu_wheel_and_nothing_else_is_pinned():
     assert not pinned, f"give these lower bounds, not exact pins: {pinned}"
 
 
-def test_ci_runs_the_readme_test_command():
+def test_ci_runs_the_readme_test_command_then_the_browser_test():
     readme = (ROOT / "README.md").read_text()
     ci = (ROOT / ".ci" / "run").read_text()
-    assert "make test" in readme
+    assert "make test" in readme and "make test-browser" in readme
     commands = [l.strip() for l in ci.splitlines() if l.strip() and not l.startswith("#")]
-    assert commands[-1] == "make test", commands
+    assert commands[-2:] == ["make test", "make test-browser"], commands
