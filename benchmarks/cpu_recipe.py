@@ -37,7 +37,7 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,20 +60,16 @@ RECIPES = {
         "train": TrainConfig(batch_size=12, max_iters=2000, lr=1e-3, min_lr=1e-4, warmup_frac=100 / 2000,
                              weight_decay=0.1, beta1=0.9, beta2=0.99, grad_clip=1.0, eval_interval=0, eval_batches=0,
                              fused_adamw=False),   # nanoGPT fuses AdamW on CUDA only
-        "threads": None,   # PyTorch's default: one per core
     },
     "course": {
         "model": COURSE_MODEL,
         "train": replace(COURSE_TRAIN, eval_interval=0, eval_batches=0),
-        "threads": None,
     },
 }
 
 
 def one_run(recipe: str, budget: float | None, seed: int, overrides: dict) -> dict:
-    spec = RECIPES[recipe]
-    if spec["threads"]:
-        torch.set_num_threads(spec["threads"])
+    spec = RECIPES[recipe]              # both run with PyTorch's default threads: one per core
     text = load_shakespeare()
     tok = CharTokenizer(text)
     train_data, val_data = train_val_split(torch.tensor(tok.encode(text), dtype=torch.long))

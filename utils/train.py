@@ -19,14 +19,13 @@ import argparse
 import json
 import os
 import platform
-import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 
-from utils.data import CharTokenizer, get_batch, load_shakespeare, train_val_split
+from utils.data import CharTokenizer, get_batch, load_shakespeare, train_val_split, write_atomically
 from utils.reference.gpt import GPT, GPTConfig
 from utils.reference.training import lr_at  # notebook 08's exercise: linear warm-up, then cosine
 
@@ -152,26 +151,13 @@ def _until(start: float, budget: float):
 # ---------------------------------------------------------------- checkpoints
 
 
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)          # mkstemp makes files private; a checkpoint is for everyone
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def save_checkpoint(model: GPT, out: Path, train_cfg: TrainConfig, log_lines: list[str], extra: dict) -> None:
     out = Path(out)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items() if k != "lm_head.weight"}  # tied
-    _atomic_write(out / "model.pt", lambda p: torch.save({"model_config": asdict(model.config), "state_dict": state}, p))
+    write_atomically(out / "model.pt", lambda p: torch.save({"model_config": asdict(model.config), "state_dict": state}, p))
     config = {"model": asdict(model.config), "train": asdict(train_cfg), **extra}
-    _atomic_write(out / "config.json", lambda p: Path(p).write_text(json.dumps(config, indent=2) + "\n"))
-    _atomic_write(out / "train_log.txt", lambda p: Path(p).write_text("\n".join(log_lines) + "\n"))
+    write_atomically(out / "config.json", lambda p: Path(p).write_text(json.dumps(config, indent=2) + "\n"))
+    write_atomically(out / "train_log.txt", lambda p: Path(p).write_text("\n".join(log_lines) + "\n"))
 
 
 def load_checkpoint(path: str | os.PathLike = CHECKPOINT_DIR, map_location="cpu") -> GPT:
@@ -199,9 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     text = load_shakespeare()
     tok = CharTokenizer(text)
     train_data, val_data = train_val_split(torch.tensor(tok.encode(text), dtype=torch.long))
-    model_cfg = GPTConfig(**{**asdict(COURSE_MODEL), "vocab_size": tok.vocab_size})
-    train_cfg = TrainConfig(**{**asdict(COURSE_TRAIN), "max_iters": args.max_iters,
-                               "eval_interval": max(1, args.max_iters // 20)})
+    model_cfg = replace(COURSE_MODEL, vocab_size=tok.vocab_size)
+    train_cfg = replace(COURSE_TRAIN, max_iters=args.max_iters, eval_interval=max(1, args.max_iters // 20))
     torch.manual_seed(train_cfg.seed)
     model = GPT(model_cfg)
     lines = []

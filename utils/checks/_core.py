@@ -22,6 +22,15 @@ def rng(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def tril_mask(n: int) -> torch.Tensor:
+    """(n, n) bool, True on and below the diagonal: query i may attend to keys 0..i.
+
+    The checkers' own ground truth, written out rather than taken from
+    utils.reference, which the learner's code may share.
+    """
+    return torch.ones(n, n, dtype=torch.bool).tril()
+
+
 def passed(name: str, detail: str) -> None:
     """The one line a checker prints when everything holds."""
     print(f"✔ {name}: all checks passed ({detail}).")

@@ -49,6 +49,14 @@ def load_attention(ours: object, theirs: nn.MultiheadAttention, where: str, labe
                 None if out.bias is None else out.bias.detach(), f"{where}.out_proj", label)
 
 
+def load_feedforward(ffn: object, layer: nn.Module, where: str, label: str) -> None:
+    """Copy a Transformer*Layer's linear1 and linear2 into ``ffn.linear1`` / ``ffn.linear2``."""
+    for name in ("linear1", "linear2"):
+        theirs = getattr(layer, name)
+        load_linear(getattr(ffn, name, None), theirs.weight.detach(), theirs.bias.detach(),
+                    f"{where}.{name}", label)
+
+
 def load_layer_norm(ours: object, theirs: nn.LayerNorm, where: str, label: str) -> None:
     """Copy a LayerNorm's weight and bias into a module with parameters of the same names."""
     for name in ("weight", "bias"):

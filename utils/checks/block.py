@@ -37,8 +37,9 @@ from utils.checks._core import (
     fail,
     passed,
     rng,
+    tril_mask,
 )
-from utils.checks._torch_layers import load_attention, load_layer_norm, load_linear, randomise
+from utils.checks._torch_layers import load_attention, load_feedforward, load_layer_norm, randomise
 from utils.checks.positional import _sinusoid_np
 
 __all__ = ["check_TransformerBlock", "check_TransformerEncoder"]
@@ -56,11 +57,7 @@ def _torch_layer(d: int, h: int, d_ff: int, norm_first: bool, g: torch.Generator
 def _load_block(block: nn.Module, layer: nn.TransformerEncoderLayer, where: str, label: str) -> None:
     """Copy a TransformerEncoderLayer's weights into the learner's block (already float64)."""
     load_attention(getattr(block, "attn", None), layer.self_attn, f"{where}.attn", label)
-    ffn = getattr(block, "ffn", None)
-    for name in ("linear1", "linear2"):
-        theirs = getattr(layer, name)
-        load_linear(getattr(ffn, name, None), theirs.weight.detach(), theirs.bias.detach(),
-                    f"{where}.ffn.{name}", label)
+    load_feedforward(getattr(block, "ffn", None), layer, f"{where}.ffn", label)
     norms = [getattr(block, f"norm{i}", None) for i in (1, 2)]
     if norms[0] is not None and norms[0] is norms[1]:
         fail(label, f"{where}.norm1 and {where}.norm2 are the same module.",
@@ -189,7 +186,6 @@ def _check_block(TransformerBlock) -> None:
     g = rng(50)
     pad = torch.ones(2, 1, 1, 5, dtype=torch.bool)
     pad[1, ..., 3:] = False  # the second sequence ends in 2 padding tokens
-    causal = lambda t: torch.ones(t, t, dtype=torch.bool).tril()  # noqa: E731
     cases = [  # (what, norm_first, batch, seq, d_ff, mask kind)
         ("pre-norm, no mask", True, 2, 5, 16, None),
         ("post-norm, no mask", False, 2, 5, 16, None),
@@ -218,8 +214,8 @@ def _check_block(TransformerBlock) -> None:
             mask = pad
             torch_kwargs["src_key_padding_mask"] = ~pad[:, 0, 0, :]  # (batch, seq), True = pad
         if kind in ("causal", "both"):
-            mask = causal(t) if mask is None else causal(t) & mask  # (t, t) or (batch, 1, t, t)
-            torch_kwargs["src_mask"] = ~causal(t)  # True = may NOT attend
+            mask = tril_mask(t) if mask is None else tril_mask(t) & mask  # (t, t) or (batch, 1, t, t)
+            torch_kwargs["src_mask"] = ~tril_mask(t)  # True = may NOT attend
         x = torch.randn(b, t, d, generator=g, dtype=F64)
         got = _run(block, label, x) if mask is None else _run(block, label, x, mask)
         expected = layer(x, **torch_kwargs).detach()  # autograd on: PyTorch's plain path
@@ -249,7 +245,7 @@ def _check_block(TransformerBlock) -> None:
 
     label = f"TransformerBlock({d}, {h}) on float32 input, causal mask"
     block = build_module(TransformerBlock, label, d, h)
-    out = _run(block.eval(), label, torch.randn(2, 4, d, generator=g), causal(4))
+    out = _run(block.eval(), label, torch.randn(2, 4, d, generator=g), tril_mask(4))
     expect_shape(out, (2, 4, d), label)
     expect_dtype(out, torch.float32, label)
     passed("TransformerBlock", f"{len(cases) + 3} cases vs torch.nn.TransformerEncoderLayer with the same "

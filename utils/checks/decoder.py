@@ -44,8 +44,9 @@ from utils.checks._core import (
     is_close,
     passed,
     rng,
+    tril_mask,
 )
-from utils.checks._torch_layers import load_attention, load_layer_norm, load_linear, randomise
+from utils.checks._torch_layers import load_attention, load_feedforward, load_layer_norm, load_linear, randomise
 from utils.checks.positional import _sinusoid_np
 
 __all__ = ["check_DecoderBlock", "check_EncoderDecoder", "check_greedy_decode"]
@@ -61,10 +62,6 @@ _MODEL_SHAPE_HINT = ("the masks must broadcast against the scores (batch, heads,
                      "self_mask = causal_mask(tgt_len), (tgt, tgt); memory_mask = src_padding_mask[:, None, None, :], "
                      "(batch, 1, 1, src). Each block's cross-attention takes x as queries and memory as keys and values.")
 
-
-def _causal(n: int) -> torch.Tensor:
-    """(n, n) bool, True on and below the diagonal: query i may attend to keys 0..i."""
-    return torch.ones(n, n, dtype=torch.bool).tril()
 
 
 
@@ -107,11 +104,7 @@ def _load_block(module: nn.Module, layer: nn.TransformerDecoderLayer, where: str
     """Copy a TransformerDecoderLayer's weights into a DecoderBlock with the course's names."""
     load_attention(getattr(module, "self_attn", None), layer.self_attn, f"{where}self_attn", label)
     load_attention(getattr(module, "cross_attn", None), layer.multihead_attn, f"{where}cross_attn", label)
-    ffn = getattr(module, "ffn", None)
-    for name in ("linear1", "linear2"):
-        theirs = getattr(layer, name)
-        load_linear(getattr(ffn, name, None), theirs.weight.detach(), theirs.bias.detach(),
-                    f"{where}ffn.{name}", label)
+    load_feedforward(getattr(module, "ffn", None), layer, f"{where}ffn", label)
     for name in ("norm1", "norm2", "norm3"):
         load_layer_norm(getattr(module, name, None), getattr(layer, name), f"{where}{name}", label)
 
@@ -128,7 +121,7 @@ def _block_variant(layer, x, memory, self_mask, pad, norm_first, *, causal=True,
     if self_mask is not None and causal:
         attn_mask = ~self_mask  # PyTorch: True = not allowed
     if self_mask is None and always_causal:
-        attn_mask = ~_causal(t)
+        attn_mask = ~tril_mask(t)
     key_padding = ~pad if (pad is not None and memory_padding) else None
 
     def self_attention(h):
@@ -265,7 +258,7 @@ def check_DecoderBlock(DecoderBlock) -> None:
         _load_block(module, layer, "self.", label)
         x = torch.randn(batch, tgt, d, generator=g, dtype=F64)
         memory = torch.randn(batch, src, d, generator=g, dtype=F64)
-        self_mask = _causal(tgt) if causal else None
+        self_mask = tril_mask(tgt) if causal else None
         pad = None if lengths is None else torch.arange(src)[None, :] < torch.tensor(lengths)[:, None]
         memory_mask = None if pad is None else pad[:, None, None, :]  # (batch, 1, 1, src)
         got = _run_block(module, label, x, memory, self_mask, memory_mask)
@@ -286,13 +279,13 @@ def check_DecoderBlock(DecoderBlock) -> None:
     x = torch.randn(2, 3, d, generator=g, dtype=F64)
     memory = torch.randn(2, 4, d, generator=g, dtype=F64)
     with torch.no_grad():
-        expected = layer(x, memory, tgt_mask=~_causal(3))
-    got = _run_block(module.eval(), label + " in eval mode", x, memory, _causal(3), None)
+        expected = layer(x, memory, tgt_mask=~tril_mask(3))
+    got = _run_block(module.eval(), label + " in eval mode", x, memory, tril_mask(3), None)
     expect_close(got, expected, label + " in eval mode", atol=1e-10, rtol=1e-8,
                  hint="in eval mode dropout must do nothing: use the nn.Dropout module self.dropout.")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        got = _run_block(module.train(), label + " in training mode", x, memory, _causal(3), None)
+        got = _run_block(module.train(), label + " in training mode", x, memory, tril_mask(3), None)
     if torch.allclose(got, expected, atol=1e-10, rtol=1e-8):
         fail(label + " in training mode", "dropped nothing: with p=0.5 the output should change.",
              hint="apply self.dropout to each sublayer's output before adding it to the residual stream.")
@@ -362,7 +355,7 @@ class _TorchSeq2Seq:
         y = self.tgt_emb(tgt) * emb_scale + (self.pe[:t] if target_positions else 0.0)
         key_padding = ~pad if (pad is not None and cross_padding) else None
         for layer in self.dec:
-            y = layer(y, memory, tgt_mask=~_causal(t) if causal else None, memory_key_padding_mask=key_padding)
+            y = layer(y, memory, tgt_mask=~tril_mask(t) if causal else None, memory_key_padding_mask=key_padding)
         if self.norm_first and final_norm:
             y = self.dec_norm(y)
         return self.head(y)

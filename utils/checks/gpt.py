@@ -45,8 +45,9 @@ from utils.checks._core import (
     fail,
     passed,
     rng,
+    tril_mask,
 )
-from utils.checks._torch_layers import load_layer_norm, load_linear, randomise
+from utils.checks._torch_layers import load_linear, randomise
 from utils.reference.gpt import GPT as _RefGPT
 from utils.reference.gpt import GPTConfig, KVCache
 
@@ -60,9 +61,6 @@ def _config(**kw) -> GPTConfig:
     base = dict(vocab_size=37, block_size=16, n_layer=2, n_head=4, n_embd=32, dropout=0.0, bias=True)
     return GPTConfig(**{**base, **kw})
 
-
-def _causal(n: int) -> torch.Tensor:
-    return torch.ones(n, n, dtype=torch.bool).tril()
 
 
 # ------------------------------------------------------------ CausalSelfAttention
@@ -85,7 +83,7 @@ def _attention(x, w, b, w_o, b_o, n_head, *, causal=True, split="heads", scale="
     q, k, v = heads(q), heads(k), heads(v)
     att = q @ k.transpose(-2, -1) / math.sqrt(hs if scale == "head" else C)
     if causal:
-        mask = _causal(T) if not upper else torch.ones(T, T, dtype=torch.bool).triu()
+        mask = tril_mask(T) if not upper else torch.ones(T, T, dtype=torch.bool).triu()
         att = att.masked_fill(~mask, float("-inf"))
     y = att.softmax(dim=-1) @ v
     y = y.transpose(1, 2).reshape(B, T, C)
@@ -120,7 +118,7 @@ def _mha_truth(x, w, b, w_o, b_o, n_head):
             mha.in_proj_bias.copy_(b)
             mha.out_proj.bias.copy_(b_o)
     T = x.size(1)
-    return mha(x, x, x, attn_mask=~_causal(T), need_weights=False)[0]
+    return mha(x, x, x, attn_mask=~tril_mask(T), need_weights=False)[0]
 
 
 _CACHE_HINT = ("with a kv_cache the queries are only the newest positions, so is_causal=True would line them up "
