@@ -17,7 +17,13 @@ BROWSER_STAMP := $(VENV)/.installed-browser
 # on the kernel of this environment, with the sanitize file for noise.
 NBVAL  := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 
-.PHONY: install lab test test-browser notebooks execute check data checkpoint benchmark clean
+# The notebooks whose outputs come partly from training or sampling (they have
+# cells tagged nbval-approx), and the CPU capability that `test-other-cpu`
+# makes PyTorch compute with (default, avx2 or avx512 on x86).
+OTHER_CPU ?= default
+OTHER_CPU_NOTEBOOKS ?= $(shell grep -l '"nbval-approx"' solutions/*.ipynb)
+
+.PHONY: install lab test test-other-cpu test-variants test-browser notebooks execute check data checkpoint benchmark clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +37,12 @@ lab: $(STAMP)  ## open the course in JupyterLab (the project folder, with notebo
 
 test: $(STAMP)  ## unit tests, checker tests, sync tests, and strict nbval on solutions/
 	$(PY) -m pytest $(NBVAL) tests solutions
+
+test-other-cpu: $(STAMP)  ## strict nbval of the notebooks that train, computing as another CPU does (OTHER_CPU=default|avx2|avx512)
+	ATEN_CPU_CAPABILITY=$(OTHER_CPU) $(PY) -m pytest $(NBVAL) $(OTHER_CPU_NOTEBOOKS)
+
+test-variants: $(STAMP)  ## correct learner code in other styles passes every check cell and breaks no later cell
+	$(PY) -m pytest tests_variants
 
 $(BROWSER_STAMP): $(STAMP)
 	$(PY) -m pip install --disable-pip-version-check -e ".[dev,browser]"
