@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from utils.measure import median_time, peak_memory_mib
+from utils.measure import median_range, median_time, peak_memory_mib
 
 
 def test_peak_memory_counts_what_is_alive_at_once():
@@ -31,3 +31,11 @@ def test_median_time_is_the_middle_run():
     assert len(calls) == 4                  # one warm-up, three timed
     with pytest.raises(ValueError, match="at least 1"):
         median_time(lambda: None, repeats=0)
+
+
+def test_median_range_reports_median_and_extremes():
+    assert median_range([0.92, 1.01, 0.97]) == "0.97 (0.92 to 1.01)"
+    assert median_range([1, 2, 3, 10], fmt=".1f") == "2.5 (1.0 to 10.0)"
+    assert median_range(torch.tensor([0.5])) == "0.50 (0.50 to 0.50)"
+    with pytest.raises(ValueError, match="at least one"):
+        median_range([])

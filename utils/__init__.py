@@ -21,7 +21,7 @@ import random
 import numpy as np
 import torch
 
-__all__ = ["setup_notebook", "set_seed", "get_device"]
+__all__ = ["setup_notebook", "set_seed", "get_device", "default_threads"]
 
 
 def set_seed(seed: int = 0) -> None:
@@ -55,23 +55,42 @@ def get_device() -> torch.device:
     return torch.device("cpu")
 
 
-def setup_notebook(seed: int = 0, threads: int = 1) -> torch.device:
-    """Seed everything, fix CPU threads, print precision and plot style; return the device.
+def default_threads() -> int:
+    """PyTorch's CPU threads for the course: ``COURSE_THREADS`` if set, else up to 4 cores.
 
-    Everything here keeps a notebook's outputs identical from run to run and
-    machine to machine, which is what lets nbval compare them in CI:
+    The course's models are small: a second thread trains notebook 07's model
+    about 1.4x as fast as one (``benchmarks/threads.py``), and past a few
+    threads each matrix is too small to split further, so more than 4 would
+    mostly add waiting.
+    """
+    wanted = os.environ.get("COURSE_THREADS", "").strip()
+    if wanted:
+        if not wanted.isdigit() or int(wanted) < 1:
+            raise ValueError(f"COURSE_THREADS must be a positive integer, got {wanted!r}")
+        return int(wanted)
+    return max(1, min(4, os.cpu_count() or 1))
 
-    - ``threads``: PyTorch's CPU threads. A sum split over a different number
-      of threads can round differently in the last bits, and training
-      amplifies that, so the number is fixed rather than "all cores". The
-      course's models are small enough that one thread is about as fast.
-      Raise it for your own larger experiments.
+
+def setup_notebook(seed: int = 0, threads: int | None = None) -> torch.device:
+    """Seed everything, set CPU threads, print precision and plot style; return the device.
+
+    - ``seed``: seeds Python, NumPy and PyTorch, so a notebook run from the top
+      draws the same random numbers every time.
+    - ``threads``: PyTorch's CPU threads; by default ``default_threads()``: up
+      to 4 of the machine's cores, or ``COURSE_THREADS`` from the environment.
+      Another thread count (or another CPU) can round a sum differently in
+      the last bits, and training amplifies that, so numbers that come out of
+      training differ a little from machine to machine: the notebooks print
+      them at a sensible precision and the tests compare them with a
+      tolerance (see the README's maintainer section).
     - printing at a fixed precision, without scientific notation for tiny
       values.
     """
     import matplotlib.pyplot as plt
 
-    if not isinstance(threads, int) or threads < 1:
+    if threads is None:
+        threads = default_threads()
+    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
         raise ValueError(f"threads must be a positive int, got {threads!r}")
     set_seed(seed)
     torch.set_num_threads(threads)

@@ -1,4 +1,4 @@
-"""Measuring what code costs: peak memory and wall-clock time, on the CPU or a CUDA GPU.
+"""Measuring what code costs (peak memory, wall-clock time), and reporting a result over seeds.
 
 Used by the notebooks that measure (09 efficient attention, 08 training
 dynamics). Memory on CUDA comes from the caching allocator's counters. A CPU
@@ -17,7 +17,7 @@ from typing import Callable
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-__all__ = ["peak_memory_mib", "median_time"]
+__all__ = ["peak_memory_mib", "median_time", "median_range"]
 
 
 def peak_memory_mib(fn: Callable[[], object], device: torch.device | str = "cpu") -> float:
@@ -59,3 +59,17 @@ def median_time(fn: Callable[[], object], repeats: int = 3, device: torch.device
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
     return sorted(times)[len(times) // 2]
+
+
+def median_range(values, fmt: str = ".2f") -> str:
+    """``"median (min to max)"`` of numbers: how a notebook reports a result over several seeds.
+
+    >>> median_range([0.92, 1.01, 0.97])
+    '0.97 (0.92 to 1.01)'
+    """
+    values = sorted(float(v) for v in values)
+    if not values:
+        raise ValueError("median_range needs at least one value")
+    n = len(values)
+    median = values[n // 2] if n % 2 else (values[n // 2 - 1] + values[n // 2]) / 2
+    return f"{median:{fmt}} ({values[0]:{fmt}} to {values[-1]:{fmt}})"
