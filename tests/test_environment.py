@@ -62,9 +62,17 @@ def test_torch_is_pinned_to_the_cpu_wheel_and_nothing_else_is_pinned():
     assert not pinned, f"give these lower bounds, not exact pins: {pinned}"
 
 
-def test_ci_runs_the_readme_test_command_then_the_browser_test():
+def test_ci_runs_the_readme_test_command_then_another_cpu_then_the_browser_test():
     readme = (ROOT / "README.md").read_text()
     ci = (ROOT / ".ci" / "run").read_text()
-    assert "make test" in readme and "make test-browser" in readme
+    assert "make test" in readme and "make test-other-cpu" in readme and "make test-browser" in readme
     commands = [l.strip() for l in ci.splitlines() if l.strip() and not l.startswith("#")]
-    assert commands[-2:] == ["make test", "make test-browser"], commands
+    assert commands[-3:] == ["make test", "make test-other-cpu", "make test-browser"], commands
+
+
+def test_other_cpu_run_covers_the_notebooks_that_train():
+    """`make test-other-cpu` finds its notebooks by the nbval-approx tag; the ones that train must have it."""
+    makefile = (ROOT / "Makefile").read_text()
+    assert "ATEN_CPU_CAPABILITY=$(OTHER_CPU)" in makefile and "OTHER_CPU ?= default" in makefile
+    tagged = sorted(p.name[:2] for p in (ROOT / "solutions").glob("*.ipynb") if '"nbval-approx"' in p.read_text())
+    assert {"07", "08", "10"} <= set(tagged), tagged

@@ -141,3 +141,18 @@ def test_nbval_applies_the_policy_cell_by_cell(tmp_path):
 def test_repository_conftest_loads_the_plugin():
     text = (ROOT / "conftest.py").read_text()
     assert '"utils.nbval_tolerance"' in text and "pytest_plugins" in text
+
+
+def test_solution_notebooks_use_the_policy_tags_only():
+    """One mechanism: cell tags. No cell is skipped, none is both approximate and ignored."""
+    for path in sorted((ROOT / "solutions").glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        for number, cell in enumerate(nb.cells, start=1):
+            tags = set(cell.metadata.get("tags", []))
+            where = f"{path.name}, cell {number}"
+            assert "nbval-skip" not in tags, f"{where}: run every cell; tag nbval-ignore-output instead"
+            assert not {TAG, "nbval-ignore-output"} <= tags, f"{where}: {TAG} or nbval-ignore-output, not both"
+            if cell.cell_type == "code":
+                assert "NBVAL_" not in cell.source, f"{where}: use cell tags, not NBVAL_ comments"
+            elif TAG in tags:
+                raise AssertionError(f"{where}: {TAG} on a {cell.cell_type} cell")
