@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -427,6 +428,88 @@ REFERENCES = [
  test_every_checker_has_at_least_four_mistakes,
  test_checker_passes_not_implemented_through,
  test_checker_leaves_the_global_random_stream_alone) = checker_tests(REFERENCES, CASES)
+
+
+# ------------------------------------------------------------ correct answers in other styles (must pass)
+
+
+class GPTHeadBuiltFirst(GPT):  # lm_head built before wte, then tied: named_parameters() lists lm_head.weight only
+    def __init__(self, config):
+        nn.Module.__init__(self)
+        self.config = config
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.wte = nn.Embedding(config.vocab_size, config.n_embd)
+        self.lm_head.weight = self.wte.weight
+        self.wpe = nn.Embedding(config.block_size, config.n_embd)
+        self.drop = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList([Block(config) for _ in range(config.n_layer)])
+        self.ln_f = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+
+class GPTTiedTheOtherWay(GPT):  # wte.weight = lm_head.weight: the same single matrix
+    def __init__(self, config):
+        nn.Module.__init__(self)
+        self.config = config
+        self.wte = nn.Embedding(config.vocab_size, config.n_embd)
+        self.wpe = nn.Embedding(config.block_size, config.n_embd)
+        self.drop = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList([Block(config) for _ in range(config.n_layer)])
+        self.ln_f = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.wte.weight = self.lm_head.weight
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+
+@torch.no_grad()
+def generate_cached_prefill_all_but_last(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None):
+    # The prompt's last token is fed like the new ones: the same positions, each seen once.
+    if idx.size(1) + max_new_tokens > model.config.block_size:
+        raise ValueError("too long")
+    caches = [KVCache() for _ in model.blocks]
+    if idx.size(1) > 1:
+        model(idx[:, :-1], kv_caches=caches)
+    last = idx[:, -1:]
+    for _ in range(max_new_tokens):
+        logits, _ = model(last, kv_caches=caches)
+        last = reference.sample_next_token(logits[:, -1], temperature, top_k, top_p)
+        idx = torch.cat([idx, last], dim=1)
+    return idx
+
+
+@torch.no_grad()
+def generate_cached_one_step_more(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None):
+    # Runs the model on the final token too (its logits are never used): wasted, but the tokens are right.
+    if idx.size(1) + max_new_tokens > model.config.block_size:
+        raise ValueError("too long")
+    caches = [KVCache() for _ in model.blocks]
+    logits, _ = model(idx, kv_caches=caches)
+    for _ in range(max_new_tokens):
+        next_id = reference.sample_next_token(logits[:, -1], temperature, top_k, top_p)
+        idx = torch.cat([idx, next_id], dim=1)
+        logits, _ = model(next_id, kv_caches=caches)
+    return idx
+
+
+CORRECT_VARIANTS = [
+    (checks.check_GPT, GPTHeadBuiltFirst),
+    (checks.check_GPT, GPTTiedTheOtherWay),
+    (checks.check_generate_cached, generate_cached_prefill_all_but_last),
+    (checks.check_generate_cached, generate_cached_one_step_more),
+]
+
+
+@pytest.mark.parametrize("checker, solution", CORRECT_VARIANTS, ids=[s.__name__ for _, s in CORRECT_VARIANTS])
+def test_checker_accepts_correct_answer_in_another_style(checker, solution, capsys):
+    checker(solution)
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and "all checks passed" in out[0], out
 
 
 def test_functional_gpt_is_hugging_faces_gpt2():
